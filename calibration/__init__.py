@@ -1,0 +1,1 @@
+"""Projector-camera calibration: `python -m calibration` (see calibration/__main__.py)."""

@@ -1,0 +1,1 @@
+"""Offline direction finding and editing on generators returned by models.load."""

@@ -1,0 +1,1 @@
+"""Camera, display and table profiles (YAML) and the camera-control adapter."""

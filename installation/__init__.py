@@ -1,0 +1,1 @@
+"""The realtime table loop: sources -> vision -> scheduler -> inference -> blend -> display."""

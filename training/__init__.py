@@ -1,0 +1,1 @@
+"""Training: StyleGAN2, sketch pairs, pSp encoder, DDPM, metrics."""
