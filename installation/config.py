@@ -23,9 +23,9 @@ from installation.vision import VisionParams
 
 DEFAULT_MODEL_HINT = (
     "weights/default.pt is the shipped default model (a QuickDraw sketch encoder + StyleGAN2 trained with "
-    "the training/ scripts) and is missing from this checkout: restore it (git checkout -- weights/ or copy "
-    "it from the release), or set model.path in the config to another checkpoint (rosinality, pSp or "
-    "project format, see docs/CONTRACTS.md)")
+    "the training/ scripts) and is missing from this checkout: restore it with `git checkout -- weights/`, "
+    "retrain it with the commands in weights/MODEL_CARD.md, or set model.path in the config to another "
+    "checkpoint (rosinality, pSp or project format, see README.md 'Models and checkpoints')")
 
 
 @dataclass
