@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from common.config import from_dict, load_config
+from common.drawing import ink_coverage
 from common.logging import setup_logging
 from common.paths import shared_dir
 
@@ -317,11 +318,6 @@ def write_samples(ema: UNet2DModel, cfg: DDPMConfig, path: Path) -> None:
 
 
 # ---------------------------------------------------------------- export and quality figures
-
-def ink_coverage(x: torch.Tensor) -> torch.Tensor:
-    """Fraction of pixels darker than mid-grey per image ([N, 1, H, W] in [-1, 1] -> [N])."""
-    return (x < 0).float().flatten(1).mean(1)
-
 
 def isolated_ink(x: torch.Tensor) -> torch.Tensor:
     """Per image, the share of ink pixels with no ink among their 8 neighbours: speckle, not strokes."""

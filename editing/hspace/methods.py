@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, UNet2DModel
 from loguru import logger
 from tqdm import tqdm
 
+from common.drawing import ink_coverage
 from editing.hspace.directions import (jacobian_directions, mean_difference, orthogonalize, pca_per_timestep,
                                        spread, svm_normal)
 from editing.hspace.sampling import Edit, Trajectory, sample, stored_noises
@@ -22,11 +23,6 @@ from editing.hspace.sampling import Edit, Trajectory, sample, stored_noises
 class Direction:
     name: str
     steps: dict[int, torch.Tensor]  # t -> [C, H, W] (shared) or [B, C, H, W] (one per sample)
-
-
-def ink_coverage(x: torch.Tensor) -> torch.Tensor:
-    """Fraction of pixels darker than mid-grey ([N, 1, H, W] in [-1, 1], ink = -1 -> [N])."""
-    return (x < 0).float().flatten(1).mean(1)
 
 
 def initial_noise(n: int, size: int, seed: int) -> torch.Tensor:
