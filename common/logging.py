@@ -11,7 +11,9 @@ def setup_logging(log_dir: str | Path | None = None, level: str = "INFO", name: 
                   rotation: str = "10 MB", retention: int = 10) -> None:
     """Console at `level`; with `log_dir`, also a rotating file (a kiosk runs for months)."""
     logger.remove()
-    logger.add(sys.stderr, level=level,
+    # Resolve sys.stderr at each write, not once: whoever swaps the stream later (pytest's capture,
+    # a service wrapper) would otherwise leave worker threads writing to a closed file.
+    logger.add(lambda message: sys.stderr.write(message), level=level, colorize=sys.stderr.isatty(),
                format="<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
                       "<cyan>{name}</cyan> {message}")
     if log_dir is not None:

@@ -207,15 +207,17 @@ def test_corrupt_frames_are_counted_skipped_and_never_published():
     t = small_table(realtime=False)
     src = FaultInjectingSource(t, [Fault("corrupt", 0.0, 30.0, rate=0.5)], seed=1)
     r = LatestFrameReader(src, m, ReaderParams(poll_s=0.05)).start()
+    seen = []
     try:
-        seen = []
-        t_end = time.monotonic() + 0.5
-        while time.monotonic() < t_end:
+        t_end = time.monotonic() + 10.0                    # generous: CI machines are slow and shared
+        while time.monotonic() < t_end and (len(seen) <= 5 or m.get("corrupt_frames") < 20):
             f = r.latest()
             if f is not None:
                 seen.append(f)
-        assert wait_for(lambda: m.get("corrupt_frames") >= 20)
-        assert all(frame_problem(f.image, (160, 120)) is None for f in seen) and len(seen) > 5
-        assert m.summary()["errors_by_kind"]["corrupt_frame"] == m.get("corrupt_frames")
+            time.sleep(0.005)                              # leave the GIL to the reader thread
     finally:
         r.stop()
+    # Counters are compared only after the reader stopped: while it runs they move between two reads.
+    assert m.get("corrupt_frames") >= 20 and len(seen) > 5
+    assert all(frame_problem(f.image, (160, 120)) is None for f in seen)
+    assert m.summary()["errors_by_kind"]["corrupt_frame"] == m.get("corrupt_frames")
