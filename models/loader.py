@@ -211,6 +211,9 @@ def _generator_from(sd: dict, path: Path, fmt: str, config: dict | None = None, 
     except KeyError as e:
         raise CheckpointError(f"{path}: read as {fmt}, the {what} state_dict lacks {e}; "
                               "it is not a rosinality StyleGAN2 Generator") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: read as {fmt}, the stored {what} config {config} does not build a "
+                              f"Generator: {e}") from None
     _load_strict(g, sd, path, fmt, what)
     return g
 
@@ -306,21 +309,18 @@ def _read_psp(ckpt: dict, path: Path) -> Bundle:
     if not isinstance(opts, dict):
         raise CheckpointError(f"{path}: read as {fmt}, 'opts' must be the dict pSp's Coach saves, "
                               f"got {type(opts).__name__}")
-    enc_type = opts.get("encoder_type", "GradualStyleEncoder")
-    if enc_type != "GradualStyleEncoder":
-        raise CheckpointError(f"{path}: read as {fmt}, encoder_type {enc_type!r} is not supported "
-                              "(supported: GradualStyleEncoder)")
     if opts.get("learn_in_w"):
         raise CheckpointError(f"{path}: read as {fmt}, learn_in_w=True checkpoints are not supported")
     sd = ckpt["state_dict"]
-    g = _generator_from(_strip(sd, "decoder"), path, fmt, None, "decoder")
+    # training.train_psp writes the pSp layout too, with its small generator's and compact encoder's
+    # constructor arguments in opts: official checkpoints have neither key and get the defaults.
+    g_config = _opt_dict(opts, "generator_config", path, fmt)
+    g = _generator_from(_strip(sd, "decoder"), path, fmt, g_config, "decoder")
     if "output_size" in opts and opts["output_size"] != g.size:
         raise CheckpointError(f"{path}: read as {fmt}, opts.output_size={opts['output_size']} but the "
                               f"decoder weights are for {g.size} px")
     _, psp, _ = _networks()
-    n_styles = opts.get("n_styles", g.n_latent)
-    e = psp.GradualStyleEncoder(num_layers=50, mode="ir_se", n_styles=n_styles,
-                                input_nc=opts.get("input_nc", 3))
+    e = _psp_encoder(psp, opts, g, path, fmt)
     _load_strict(e, _strip(sd, "encoder"), path, fmt, "encoder")
     lat = ckpt.get("latent_avg")
     if lat is None:
@@ -329,8 +329,35 @@ def _read_psp(ckpt: dict, path: Path) -> Bundle:
                                   "is missing")
         lat = torch.zeros(g.n_latent, g.style_dim)
     return Bundle(generator=g, encoder=e, latent_avg=_latent_avg(lat, g.n_latent, path, fmt),
-                  input_size=256, meta={"opts": {k: v for k, v in opts.items()
-                                                 if isinstance(v, (int, float, str, bool))}})
+                  input_size=int(opts.get("input_size", 256)),
+                  meta={"opts": {k: v for k, v in opts.items() if isinstance(v, (int, float, str, bool))}})
+
+
+def _opt_dict(opts: dict, key: str, path: Path, fmt: str) -> dict | None:
+    value = opts.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise CheckpointError(f"{path}: read as {fmt}, opts.{key} must be a dict of constructor arguments, "
+                              f"got {type(value).__name__}")
+    return value
+
+
+def _psp_encoder(psp, opts: dict, g, path: Path, fmt: str):
+    enc_type = opts.get("encoder_type", "GradualStyleEncoder")
+    if enc_type == "GradualStyleEncoder":
+        return psp.GradualStyleEncoder(num_layers=50, mode="ir_se", n_styles=opts.get("n_styles", g.n_latent),
+                                       input_nc=opts.get("input_nc", 3))
+    if enc_type == "CompactEncoder":
+        config = _opt_dict(opts, "encoder_config", path, fmt)
+        if config is None:
+            raise CheckpointError(f"{path}: read as {fmt}, encoder_type 'CompactEncoder' needs "
+                                  "opts.encoder_config (the CompactEncoder arguments training.train_psp saves)")
+        try:
+            return psp.CompactEncoder(**config)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: read as {fmt}, opts.encoder_config does not build a "
+                                  f"CompactEncoder: {e}") from None
+    raise CheckpointError(f"{path}: read as {fmt}, encoder_type {enc_type!r} is not supported "
+                          "(supported: GradualStyleEncoder, CompactEncoder)")
 
 
 def _read_simplifier(ckpt: dict, path: Path) -> Bundle:

@@ -198,6 +198,39 @@ def test_psp_decoder_size_mismatch_is_reported(tmp_path):
         models.load(p)
 
 
+def _compact_psp_ckpt(path, **opts_override):
+    g, e, lat = tiny_parts()
+    net = PSP(e, g, lat)
+    opts = {"encoder_type": "CompactEncoder", "encoder_config": dict(e.config), "generator_config": dict(g.config),
+            "input_nc": 1, "n_styles": g.n_latent, "output_size": 32, "input_size": 128}
+    opts.update(opts_override)
+    torch.save({"state_dict": net.state_dict(), "opts": opts, "latent_avg": lat}, path)
+    return net
+
+
+def test_compact_psp_layout_checkpoint_loads_and_runs(tmp_path):
+    net = _compact_psp_ckpt(tmp_path / "psp.pt")
+    b = models.load(tmp_path / "psp.pt", device="cpu")
+    assert isinstance(b.encoder, CompactEncoder) and b.input_size == 128 and b.generator.size == 32
+    x = torch.rand(2, 1, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(b.sketch_to_image(x), net(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"encoder_config": None}, "needs opts.encoder_config"),
+    ({"encoder_config": [1, 2]}, "opts.encoder_config must be a dict"),
+    ({"encoder_config": {"backbone": "vgg11"}}, "does not build a CompactEncoder"),
+    ({"generator_config": {"size": 32, "style_dim": 64, "bogus": 1}}, "does not build a Generator"),
+    ({"encoder_type": "BackboneEncoderUsingLastLayerIntoW"}, "supported: GradualStyleEncoder, CompactEncoder"),
+])
+def test_compact_psp_layout_bad_opts_are_named(tmp_path, override, message):
+    _compact_psp_ckpt(tmp_path / "psp.pt", **override)
+    with pytest.raises(models.CheckpointError, match=message) as e:
+        models.load(tmp_path / "psp.pt")
+    assert "psp.pt" in str(e.value)
+
+
 def test_sketch_simplifier_state_dict_is_detected(tmp_path):
     s = SketchSimplifier()
     p = tmp_path / "model_gan.pth"

@@ -58,6 +58,11 @@ def test_tiny_encoder_learns_and_exports(pairs, tmp_path):
     n_enc = sum(k.startswith("encoder.") for k in keys)
     assert keys[:n_enc] == [k for k in keys if k.startswith("encoder.")] and keys[n_enc].startswith("decoder.")
     assert state["opts"]["encoder_type"] == "CompactEncoder" and state["latent_avg"].shape == (8, 32)
+    # the training checkpoint itself (pSp layout) is a model too: models.load gives the same network
+    ckpt_bundle = models.load(ckpt_io.checkpoint_path(tmp_path / "run" / "checkpoints", 12), device="cpu")
+    assert ckpt_bundle.meta["format"] == "psp" and ckpt_bundle.input_size == 128
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt_bundle.sketch_to_image(x), trainer.net(x))
 
 
 def test_psp_resume_is_exact(pairs, tmp_path):
