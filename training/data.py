@@ -21,6 +21,10 @@ from PIL import Image
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
+# PenConfig's defaults are widths for a drawing of this side; trainers of other sizes scale them
+PEN_REFERENCE_SIDE = 64
+
+
 @dataclass
 class PenConfig:
     """How QuickDraw strokes are drawn: a felt pen whose width and darkness vary between drawings."""

@@ -12,6 +12,12 @@ the exact drawing it should become: both are rendered from the same QuickDraw st
 
     python -m training.train_joint --generator runs/default_g/checkpoints/ckpt_XXXX.pt \\
         --data ../shared/data/quickdraw --out runs/default_joint --minutes 40
+
+Growing: `--size 128` with a 64 px `--generator` builds a 128 px generator that keeps every layer the
+two sizes share (the 64 px trunk is identical in the rosinality layout; only the last block and its
+toRGB are new), and an encoder that keeps the backbone and the heads whose shapes still fit. This is
+progressive growing's idea used for a fine-tune: the coarse structure is already learnt, so the new
+layers only have to learn the finer detail.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from common.atomic import atomic_torch_save
 from common.logging import setup_logging
 from installation.vision import binarize_sketch
 from models.psp import CompactEncoder
-from training.data import QuickDrawDataset, render_strokes
+from training.data import PEN_REFERENCE_SIDE, PenConfig, QuickDrawDataset, render_strokes
 from training.grids import save_columns
 
 
@@ -65,13 +71,62 @@ def batches(ds, batch: int, seed: int, start: int):
     return iter(loader)
 
 
-def loss_fn(out, target, codes, reg: float):
+def loss_fn(out, target, codes, reg: float, ink_weight: float = 0.5):
     l2 = F.mse_loss(out, target)
     # ink pixels are few: an L1 on dark target pixels keeps thin lines from fading into the paper
     ink = (target < 0).float()
     l_ink = ((out - target).abs() * ink).sum() / ink.sum().clamp_min(1.0)
     lreg = codes.pow(2).mean()
-    return l2 + 0.5 * l_ink + reg * lreg, dict(l2=l2.item(), ink=l_ink.item(), reg=lreg.item())
+    return l2 + ink_weight * l_ink + reg * lreg, dict(l2=l2.item(), ink=l_ink.item(), reg=lreg.item())
+
+
+def load_matching(net: torch.nn.Module, state: dict) -> list[str]:
+    """Copy every tensor of `state` whose name and shape `net` shares; return the names left new."""
+    own = net.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    own.update(take)
+    net.load_state_dict(own)
+    return [k for k in own if k not in take]
+
+
+def init_encoder(e: CompactEncoder, state: dict) -> list[str]:
+    """Load `state` where shapes fit; a style head that now has more styles keeps the old ones' rows.
+
+    The head's linear layer lists its styles one after another, and a grown generator's extra styles
+    come last: the old rows go first and the new ones start at zero, i.e. at w_avg, so the pair starts
+    from exactly the old model's picture (see grow_generator).
+    """
+    new = load_matching(e, state)
+    own = e.state_dict()
+    with torch.no_grad():
+        for name in list(new):
+            old = state.get(name)
+            if name.endswith(("linear.weight", "linear.bias")) and old is not None \
+                    and old.shape[1:] == own[name].shape[1:] and old.shape[0] < own[name].shape[0]:
+                own[name].zero_()[: old.shape[0]] = old
+                new.remove(name)
+    e.load_state_dict(own)
+    return new
+
+
+def grow_generator(g, size: int):
+    """A generator of `size` px with `g`'s architecture and every weight the two sizes share."""
+    from models.stylegan2 import Generator
+
+    if size == g.size:
+        return g
+    if size < g.size:
+        raise SystemExit(f"--size {size} is smaller than the generator's {g.size} px: only growing is supported")
+    grown = Generator(**{**g.config, "size": size})
+    new = load_matching(grown, g.state_dict())
+    # The output is the sum of every block's toRGB over the upsampled lower ones (skip architecture):
+    # with the new toRGBs at zero, the grown generator starts as the old one's picture, upsampled.
+    with torch.no_grad():
+        for name, t in grown.named_parameters():
+            if name in new and name.startswith("to_rgbs.") and name.endswith("conv.weight"):
+                t.zero_()
+    logger.info(f"generator grown {g.size} -> {size} px: {len(new)} new tensors ({', '.join(new[:6])} ...)")
+    return grown
 
 
 def main(argv=None) -> int:
@@ -79,6 +134,10 @@ def main(argv=None) -> int:
     ap.add_argument("--generator", type=Path, required=True, help="StyleGAN2 checkpoint (models.load reads it)")
     ap.add_argument("--data", type=Path, required=True, help="QuickDraw .ndjson file or folder")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--size", type=int, default=None, help="grow the generator to this size (default: keep)")
+    ap.add_argument("--init-encoder", type=Path, default=None,
+                    help="checkpoint whose encoder initialises this one where shapes fit (e.g. the previous default)")
+    ap.add_argument("--ink-weight", type=float, default=0.5, help="weight of the L1 on the target's ink pixels")
     ap.add_argument("--sketch-size", type=int, default=128)
     ap.add_argument("--backbone", default="mobilenet_v3_small")
     ap.add_argument("--width", type=int, default=128)
@@ -98,13 +157,20 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
 
     base = models.load(a.generator, device="cpu")
-    g = base.generator.train().requires_grad_(True)
-    latent_avg = base.latent_avg.clone()
+    g = grow_generator(base.generator, a.size or base.generator.size).train().requires_grad_(True)
+    # w_avg is one vector repeated per layer; a grown generator just has more layers
+    latent_avg = base.latent_avg[:1].expand(g.n_latent, -1).clone()
     e = CompactEncoder(a.backbone, n_styles=g.n_latent, input_nc=1, style_dim=g.style_dim,
                        input_size=a.sketch_size, width=a.width)
+    if a.init_encoder is not None:
+        new = init_encoder(e, models.load(a.init_encoder, device="cpu").encoder.state_dict())
+        logger.info(f"encoder initialised from {a.init_encoder}; {len(new)} tensors new: {new}")
     opt = torch.optim.Adam([{"params": e.parameters(), "lr": a.lr},
                             {"params": g.parameters(), "lr": a.g_lr}], betas=(0.9, 0.99))
-    drawings = QuickDrawDataset(a.data, g.size, 1, holdout_per_category=a.holdout, xflip=True, seed=a.seed)
+    default_pen = PenConfig()
+    pen = PenConfig(width=tuple(w * g.size / PEN_REFERENCE_SIDE for w in default_pen.width))
+    drawings = QuickDrawDataset(a.data, g.size, 1, pen=pen, holdout_per_category=a.holdout, xflip=True,
+                                seed=a.seed)
     ds = SketchDrawingPairs(drawings, a.sketch_size)
     state_path = a.out / "state.pt"
     step = 0
@@ -131,13 +197,14 @@ def main(argv=None) -> int:
         models.save(a.out / "model.pt", generator=g, encoder=e, latent_avg=latent_avg,
                     input_size=a.sketch_size,
                     meta={"trained_by": "training.train_joint", "steps": step, "batch": a.batch,
-                          "generator_init": str(a.generator), "final": final})
+                          "generator_init": str(a.generator), "encoder_init": str(a.init_encoder),
+                          "final": final})
 
     while step < a.max_steps and time.monotonic() < t_end:
         x, y = next(it)
         codes = e(x)
         out, _ = g([codes + latent_avg], input_is_latent=True, randomize_noise=False)
-        loss, parts = loss_fn(out, y, codes, a.reg)
+        loss, parts = loss_fn(out, y, codes, a.reg, a.ink_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -51,3 +51,30 @@ def test_pairs_share_strokes_and_follow_the_binarizer_polarity(tmp_path):
     small = torch.nn.functional.avg_pool2d(sketch[None], 4)[0]
     ink_s, ink_t = small < 0.9, target < 0.5
     assert (ink_s & ink_t).sum() / ink_t.sum().clamp_min(1) > 0.5
+
+
+def test_growing_starts_from_the_old_models_picture_exactly(tmp_path):
+    """--size / --init-encoder: the grown pair's first answer is the old one, upsampled by the skip path."""
+    from models.psp import CompactEncoder
+
+    torch.manual_seed(1)
+    g = Generator(32, style_dim=32, n_mlp=2, channel_max=32, img_channels=1).eval()
+    e = CompactEncoder("resnet18", n_styles=g.n_latent, input_nc=1, style_dim=32, input_size=128, width=32).eval()
+    with torch.no_grad():       # non-zero heads, so that a wrong row copy would show
+        for p in e.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    lat = torch.randn(32)
+    big = train_joint.grow_generator(g, 64).eval()
+    e2 = CompactEncoder("resnet18", n_styles=big.n_latent, input_nc=1, style_dim=32, input_size=128,
+                        width=32).eval()
+    assert train_joint.init_encoder(e2, e.state_dict()) == []
+    assert big.size == 64 and big.n_latent == g.n_latent + 2
+    x = (torch.rand(2, 1, 128, 128) > 0.2).float()
+    with torch.no_grad():
+        small, _ = g([e(x) + lat], input_is_latent=True, randomize_noise=False)
+        grown, _ = big([e2(x) + lat], input_is_latent=True, randomize_noise=False)
+        torch.testing.assert_close(grown, big.to_rgbs[-1].upsample(small), rtol=0, atol=1e-6)
+    assert grown.shape == (2, 1, 64, 64) and grown.std() > 0.01
+    # only the new block is new; every shared tensor was copied
+    for k, v in g.state_dict().items():
+        assert torch.equal(big.state_dict()[k], v), k
