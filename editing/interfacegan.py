@@ -35,15 +35,11 @@ class BoundaryFit:
 
 
 def _check_vector(v, name: str, dim: int | None = None) -> np.ndarray:
-    a = np.asarray(v, dtype=np.float64)
-    if a.ndim == 1:
-        a = a[None]
-    if a.ndim != 2 or a.shape[0] != 1:
-        raise ValueError(f"{name} must have shape (1, D), got {np.shape(v)}")
-    if dim is not None and a.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (1, {dim}), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} holds NaN or infinite values")
+    """One direction as a finite (1, D) array; a 1-D vector is taken as that row."""
+    a = np.asarray(v)
+    a = as_matrix(a[None] if a.ndim == 1 else a, name, dim)
+    if a.shape[0] != 1:
+        raise ValueError(f"{name} must have shape (1, D), got {a.shape}")
     return a
 
 

@@ -27,6 +27,16 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a whole module (its module-scoped fixtures included): tiny networks run
+    thousands of small ops, where a second thread only adds waiting on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """The ../shared folder; tests that need it skip with the reason when it is absent."""

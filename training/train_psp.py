@@ -10,8 +10,9 @@ LPIPS needs its ImageNet backbone in TORCH_HOME; nothing is downloaded: without 
 and says so, unless `lambda_lpips: 0` turns it off.
 
 Checkpoints use the pSp layout ('state_dict' = 'encoder.*' + 'decoder.*', 'opts', 'latent_avg'),
-plus optimiser and step for exact resume; every snapshot also exports `export.pt` in the project
-format, which models.load reads and the table runs.
+plus optimiser and step for exact resume; models.load reads them (opts carries the compact encoder's
+and the generator's arguments). Every snapshot also exports `export.pt` in the project format: the
+same networks without optimiser state, which is what a table should get.
 """
 from __future__ import annotations
 

@@ -12,13 +12,7 @@ from editing.hspace import (eps_and_h, h_to_eps, mean_difference, orthogonalize,
                             svm_normal, top_singular_vectors)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the tiny networks run thousands of small ops: a second thread only adds waiting on a shared machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_unet() -> UNet2DModel:

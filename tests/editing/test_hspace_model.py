@@ -21,12 +21,7 @@ PCA_GAMMAS = [-1.5, -0.75, 0.0, 0.75, 1.5]   # standard deviations of h_t along 
 JACOBIAN_GAMMAS = [-4.0, -2.0, 0.0, 2.0, 4.0]  # J1 is a direction h_t varies little along: larger gammas
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

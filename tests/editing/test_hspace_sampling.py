@@ -11,12 +11,7 @@ from editing.hspace import Edit, ddim_invert, load_model, sample, stored_noises
 from editing.hspace.methods import Direction, sweep
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scheduler() -> DDIMScheduler:

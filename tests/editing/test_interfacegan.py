@@ -107,7 +107,7 @@ def test_boundary_file_round_trip_and_errors(tmp_path):
     got = ifg.load_boundary(p, dim=16)
     assert got.shape == (1, 16)
     np.testing.assert_allclose(got, n / np.linalg.norm(n), atol=1e-6)
-    with pytest.raises(ValueError, match=r"\(1, 8\)"):
+    with pytest.raises(ValueError, match="must have 8 columns"):
         ifg.load_boundary(p, dim=8)
     np.save(tmp_path / "bad.npy", np.zeros((2, 16)))
     with pytest.raises(ValueError, match="one unit normal"):

@@ -16,12 +16,7 @@ from training.train_ddpm import (CHECKPOINT, DDPMConfig, bitmaps_to_model_range,
                                  load_bitmaps, load_checkpoint, quality_stats, train)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bitmaps_become_paper_plus_one_ink_minus_one_padded_with_paper():
