@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 import time
 import traceback
 from enum import Enum
@@ -22,12 +23,14 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
+from calibration.drift import DriftResult, check_drift
 from calibration.store import Calibration, identity_calibration, load_calibration
 from common.atomic import atomic_write_text
 from common.paths import REPO_ROOT
 from installation.blend import Blender
 from installation.config import TableConfig, resolve
 from installation.display import Display
+from installation.frames import Frame
 from installation.metrics import Metrics
 from installation.output import ImageWriter, contact_strip
 from installation.scheduler import Scheduler
@@ -52,6 +55,9 @@ SCREENS = {
     State.MODEL_ERROR: ("Model error", "retrying by itself; see the log for details"),
 }
 MAX_CONSECUTIVE_LOOP_ERRORS = 100
+DRIFT_WAIT_S = 5.0           # the boot drift check waits this long for a camera frame, then is skipped
+DRIFT_WORDS = {"off": "off (no calibration file)", "waiting": "waiting for the first camera frame",
+               "skipped": f"skipped: no camera frame within {DRIFT_WAIT_S:.0f} s of the start"}
 
 
 def build_source(cfg: TableConfig, camera_profile) -> FrameSource:
@@ -103,6 +109,8 @@ class TableApp:
         self.state = State.BOOT
         self.metrics.state(self.state.value)
         self.model_failed = False
+        self.drift: DriftResult | None = None
+        self._drift_due: float | None = None          # deadline while the drift check waits for a frame
         self.last: VisionResult | None = None
         self.generated: np.ndarray | None = None
         self.projected: np.ndarray | None = None
@@ -124,6 +132,7 @@ class TableApp:
         self.reader.start()
         self.worker.start()
         self.vision.capture_reference()
+        self._arm_drift_check()
         t_start = time.monotonic()
         period = 1.0 / self.cfg.display.fps
         t_next = t_start
@@ -183,6 +192,8 @@ class TableApp:
             v = self.vision.process(frame)
             self.metrics.observe("vision_ms", (time.perf_counter() - t0) * 1000)
             self._on_vision(v, now)
+        if self._drift_due is not None:
+            self._drift_step(frame, now)
         self._update_state(now)
         self._dispatch(now)
         result = self.worker.results.take()
@@ -266,6 +277,40 @@ class TableApp:
                 self.metrics.observe("latency_full_ms", (t_present - full.job.t_ink) * 1000)
         self._outputs(t_present)
 
+    # -- boot drift check ------------------------------------------------------------------------
+
+    def _arm_drift_check(self) -> None:
+        """Compare the next camera frame's sheet with the calibration file's. Only a file holds
+        corners measured on this table; the identity and synthetic fallbacks have nothing to drift from."""
+        if self.cfg.calibration is None:
+            return
+        self.drift = None
+        self._drift_due = time.monotonic() + DRIFT_WAIT_S
+        self.metrics.set("drift_check", "waiting")
+        self.metrics.set("drift_px", None)
+
+    def _drift_step(self, frame: Frame | None, now: float) -> None:
+        """Runs once, in the render loop (a few ms, during BOOT), on the first frame that arrives."""
+        if frame is None:
+            if now > self._drift_due:
+                self._drift_due = None
+                self.metrics.set("drift_check", "skipped")
+                logger.warning(f"drift check {DRIFT_WORDS['skipped']}; the sheet's position was not compared "
+                               "with the calibration")
+            return
+        self._drift_due = None
+        t0 = time.perf_counter()
+        d = self.drift = check_drift(frame.image, self.calibration, self.cfg.drift_tol_px)
+        self.metrics.set("drift_px", d.offset_px)
+        if d.ok:
+            self.metrics.set("drift_check", "ok")
+            logger.info(f"{d.message} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+            return
+        # Warn, do not stop: a picture a few mm off beats a dark table, and the message says what to fix.
+        self.metrics.set("drift_check", "moved" if d.offset_px is not None else "sheet_not_found")
+        self.metrics.error("calibration_drift")
+        logger.warning(d.message)
+
     # -- operator --------------------------------------------------------------------------------
 
     def handle(self, action: str) -> None:
@@ -314,6 +359,7 @@ class TableApp:
             try:
                 self.calibration = load_calibration(resolve(self.cfg.calibration))
                 self.vision = self._make_vision()
+                self._arm_drift_check()                 # an old drift warning no longer applies
             except ValueError as e:
                 logger.error(f"new calibration unusable, keeping the old one: {e}")
         elif rc != 0:
@@ -354,7 +400,15 @@ class TableApp:
             f"ink {0 if v is None else v.ink_px} px (version {0 if v is None else v.ink_version})  "
             f"{'capturing the blank reference  ' if self.vision.capturing else ''}{' '.join(flags)}   "
             f"model {self.bundle.meta.get('path', '?')}",
-        ]
+        ] + self._drift_lines()
+
+    def _drift_lines(self) -> list[str]:
+        """The boot drift check; a failed one in full, because its message says what to fix."""
+        d = self.drift
+        if d is None:
+            return [f"drift check {DRIFT_WORDS.get(self.metrics.value('drift_check', 'off'), '')}"]
+        return [d.message] if d.ok else textwrap.wrap(d.message, 90, initial_indent="WARNING ",
+                                                       subsequent_indent=" " * 8)
 
     def _strip(self) -> np.ndarray:
         v = self.last

@@ -90,6 +90,7 @@ class LoggingParams:
 class TableConfig:
     hardware: Path = Path("hardware/profiles/default.yaml")
     calibration: Path | None = None   # None: uncalibrated (identity; the synthetic table knows its paper)
+    drift_tol_px: float = 4.0         # boot drift check: largest corner offset (camera px) from the file
     calibration_command: list[str] = field(default_factory=lambda: ["python", "-m", "calibration"])
     model: ModelConfig = field(default_factory=ModelConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -125,6 +126,8 @@ def load_table_config(path: str | Path) -> TableConfig:
         p = resolve(s.path)
         if not (p.is_file() if s.kind == "video" else p.is_dir()):
             raise ConfigError(src, "source.path", f"{'file' if s.kind == 'video' else 'folder'} {p} not found")
+    if cfg.drift_tol_px <= 0:
+        raise ConfigError(src, "drift_tol_px", f"must be > 0 (camera px), got {cfg.drift_tol_px}")
     if cfg.logging.status_every_s <= 0:
         raise ConfigError(src, "logging.status_every_s", "must be > 0")
     return cfg

@@ -24,6 +24,7 @@ class Metrics:
         self._window = window
         self.counters: dict[str, int] = {}
         self.errors_by_kind: dict[str, int] = {}
+        self.values: dict[str, object] = {}               # last known values, e.g. the boot drift check's
         self.hist: dict[str, deque] = {}
         self.state_log: list[tuple[float, str]] = []      # (monotonic time, state entered)
         self.t_start = time.monotonic()
@@ -37,6 +38,15 @@ class Metrics:
         """Every survived fault goes through here: corrupt frame, camera read/open, model, disk."""
         with self._lock:
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+    def set(self, name: str, value) -> None:
+        """A value that is replaced, not counted or collected (a check's outcome, a measured offset)."""
+        with self._lock:
+            self.values[name] = value
+
+    def value(self, name: str, default=None):
+        with self._lock:
+            return self.values.get(name, default)
 
     def observe(self, name: str, value: float) -> None:
         with self._lock:
@@ -88,6 +98,7 @@ class Metrics:
             c = dict(self.counters)
             errors = dict(self.errors_by_kind)
             states = [s for _, s in self.state_log]
+            values = dict(self.values)
         out = {
             "frames_captured": c.get("frames_captured", 0),
             "inferences": c.get("inferences", 0),
@@ -100,6 +111,9 @@ class Metrics:
             "errors": sum(errors.values()),
             "state_changes": c.get("state_changes", 0),
             "errors_by_kind": errors,
+            # boot drift check: off (no calibration file) | waiting | ok | moved | sheet_not_found | skipped
+            "drift_check": values.get("drift_check", "off"),
+            "drift_px": values.get("drift_px"),           # largest corner offset, camera px (None: not measured)
             "latency_samples": self.samples("latency_ms"),
             "latency_full_ms_p50": self.percentile("latency_full_ms", 50),
             "latency_full_ms_p95": self.percentile("latency_full_ms", 95),

@@ -50,7 +50,7 @@ def test_shipped_configs_parse(tmp_path):
     data["calibration"] = str(cal)
     (tmp_path / "table.yaml").write_text(yaml.safe_dump(data))
     table = load_table_config(tmp_path / "table.yaml")
-    assert table.source.kind == "camera" and table.source.reader.lost_after_s <= 2.0
+    assert table.source.kind == "camera" and table.source.reader.lost_after_s <= 2.0 and table.drift_tol_px == 4.0
 
 
 def test_unknown_key_names_the_dotted_key(capsys, cfg_path):
@@ -66,6 +66,17 @@ def test_wrong_type_names_the_key_and_expectation(capsys, cfg_path):
 def test_out_of_range_value_is_refused(capsys, cfg_path):
     rc, err = run_main(capsys, "--config", edit(cfg_path, blend__mode="morph"), "--headless")
     assert rc == 2 and "blend.mode" in err and "crossfade" in err
+
+
+@pytest.mark.parametrize("value", [0, -2.5])
+def test_drift_tolerance_must_be_positive(capsys, cfg_path, value):
+    rc, err = run_main(capsys, "--config", edit(cfg_path, drift_tol_px=value), "--headless")
+    assert rc == 2 and "drift_tol_px" in err and "must be > 0" in err and str(cfg_path) in err
+
+
+def test_drift_tolerance_defaults_to_4_px(cfg_path):
+    assert load_table_config(cfg_path).drift_tol_px == 4.0
+    assert load_table_config(edit(cfg_path, drift_tol_px=2)).drift_tol_px == 2.0
 
 
 @pytest.mark.parametrize("key,value,needle", [
