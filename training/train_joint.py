@@ -129,7 +129,33 @@ def grow_generator(g, size: int):
     return grown
 
 
-def main(argv=None) -> int:
+def build_pair(generator, latent_avg: torch.Tensor, size: int, backbone: str, sketch_size: int, width: int):
+    """(generator grown to `size`, in training mode; a fresh CompactEncoder for it; w_avg per layer)."""
+    g = grow_generator(generator, size).train().requires_grad_(True)
+    # w_avg is one vector repeated per layer; a grown generator just has more layers
+    latent_avg = latent_avg[:1].expand(g.n_latent, -1).clone()
+    e = CompactEncoder(backbone, n_styles=g.n_latent, input_nc=1, style_dim=g.style_dim,
+                       input_size=sketch_size, width=width)
+    return g, e, latent_avg
+
+
+def make_optimizer(e: torch.nn.Module, g: torch.nn.Module, lr: float, g_lr: float) -> torch.optim.Adam:
+    return torch.optim.Adam([{"params": e.parameters(), "lr": lr},
+                             {"params": g.parameters(), "lr": g_lr}], betas=(0.9, 0.99))
+
+
+def train_step(e, g, latent_avg, opt, x, y, reg: float, ink_weight: float) -> dict[str, float]:
+    """One fine-tune step on a batch (sketch x, drawing y); returns the loss parts."""
+    codes = e(x)
+    out, _ = g([codes + latent_avg], input_is_latent=True, randomize_noise=False)
+    loss, parts = loss_fn(out, y, codes, reg, ink_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", type=Path, required=True, help="StyleGAN2 checkpoint (models.load reads it)")
     ap.add_argument("--data", type=Path, required=True, help="QuickDraw .ndjson file or folder")
@@ -151,22 +177,22 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every-min", type=float, default=4.0)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
     setup_logging(a.out / "logs", name="train_joint")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
     base = models.load(a.generator, device="cpu")
-    g = grow_generator(base.generator, a.size or base.generator.size).train().requires_grad_(True)
-    # w_avg is one vector repeated per layer; a grown generator just has more layers
-    latent_avg = base.latent_avg[:1].expand(g.n_latent, -1).clone()
-    e = CompactEncoder(a.backbone, n_styles=g.n_latent, input_nc=1, style_dim=g.style_dim,
-                       input_size=a.sketch_size, width=a.width)
+    g, e, latent_avg = build_pair(base.generator, base.latent_avg, a.size or base.generator.size, a.backbone,
+                                  a.sketch_size, a.width)
     if a.init_encoder is not None:
         new = init_encoder(e, models.load(a.init_encoder, device="cpu").encoder.state_dict())
         logger.info(f"encoder initialised from {a.init_encoder}; {len(new)} tensors new: {new}")
-    opt = torch.optim.Adam([{"params": e.parameters(), "lr": a.lr},
-                            {"params": g.parameters(), "lr": a.g_lr}], betas=(0.9, 0.99))
+    opt = make_optimizer(e, g, a.lr, a.g_lr)
     default_pen = PenConfig()
     pen = PenConfig(width=tuple(w * g.size / PEN_REFERENCE_SIDE for w in default_pen.width))
     drawings = QuickDrawDataset(a.data, g.size, 1, pen=pen, holdout_per_category=a.holdout, xflip=True,
@@ -202,12 +228,7 @@ def main(argv=None) -> int:
 
     while step < a.max_steps and time.monotonic() < t_end:
         x, y = next(it)
-        codes = e(x)
-        out, _ = g([codes + latent_avg], input_is_latent=True, randomize_noise=False)
-        loss, parts = loss_fn(out, y, codes, a.reg, a.ink_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        parts = train_step(e, g, latent_avg, opt, x, y, a.reg, a.ink_weight)
         step += 1
         bar.update(1)
         bar.set_postfix(parts)
