@@ -1,9 +1,9 @@
 """The boot drift check in the running table: installation/app.py calls calibration.drift.check_drift
 on the first camera frame when a calibration FILE is configured.
 
-The synthetic table is lit like the calibration tool's simulated table (LIGHT_RATIO): the sheet
-detector behind the check is the one that measured the stored corners at calibration, and it finds
-this sheet within ~2 px (first test). Under the demo's 3:1 light gradient it does not; see SCENE.
+The synthetic table keeps its default lighting (a 3:1 IR gradient across the sheet and vignetting, like
+a real under-table LED array): the sheet detector behind the check flattens the illumination first
+and finds this sheet within ~0.8 px (first test; tests/calibration/test_cal_paper.py has more).
 The model is the IdentityBundle test double, so inferences and projected frames are cheap."""
 from __future__ import annotations
 
@@ -30,10 +30,8 @@ from table_fakes import IdentityBundle
 from table_helpers import write_config
 
 S = 32
-LIGHT_RATIO = 1.3     # brightest / darkest IR light across the sheet; the detector's global threshold
-                      # loses the dim corner at the demo's 3.0 (and so would the calibration itself)
 SCENE = {"width": 320, "height": 240, "canvas": 256, "seed": 1, "idle_s": 0.3, "hold_s": 2.0,
-         "light_ratio": LIGHT_RATIO, "pass_prob": 0.0, "shift_prob": 0.0}
+         "pass_prob": 0.0, "shift_prob": 0.0}
 DISPLAY = (480, 270)
 
 
@@ -116,12 +114,13 @@ def warnings():
 
 def test_the_sheet_detector_finds_the_synthetic_sheet():
     """The check is only as good as detect_paper on these frames: first (blank) frames of 4 seeds."""
+    assert SyntheticParams().light_ratio == 3.0 and SyntheticParams().vignette > 0     # uneven, as on a real table
     for seed in range(4):
         table = SyntheticTable(SyntheticParams(**{**SCENE, "seed": seed, "realtime": False}))
         table.open()
         found = detect_paper(table.read(0.1).image)
         err = np.linalg.norm(found - table.paper_corners(), axis=1)
-        assert err.max() < 3.0, (seed, err)
+        assert err.max() < 1.5, (seed, err)
 
 
 def test_sheet_where_it_was_calibrated_passes_quietly(tmp_path, monkeypatch, warnings):
@@ -131,7 +130,7 @@ def test_sheet_where_it_was_calibrated_passes_quietly(tmp_path, monkeypatch, war
     run_until(app, keeps_drawing(app, after))
     m = app.metrics.summary()
     assert len(spy.results) == 1 and spy.results[0].ok, [r.message for r in spy.results]
-    assert m["drift_check"] == "ok" and 0 <= m["drift_px"] < 3.0, m
+    assert m["drift_check"] == "ok" and 0 <= m["drift_px"] < 1.5, m
     assert m["errors"] == 0 and "calibration_drift" not in m["errors_by_kind"]
     assert not [w for w in warnings if "drift" in w or "sheet" in w], warnings
     assert any(line.startswith("drift check: sheet corners within") for line in app._lines())
