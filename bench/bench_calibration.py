@@ -92,13 +92,16 @@ def table_rows(runs: list[dict]) -> list[str]:
     return rows
 
 
+def measured_on(argv: list[str]) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"Measured {dt.date.today()} with `python bench/bench_calibration.py {' '.join(argv)}` on "
+            f"{platform.machine()}, {os.cpu_count()} CPU cores (load average {load:.1f}), Python "
+            f"{platform.python_version()}.")
+
+
 def section(runs: list[dict], argv: list[str]) -> str:
     ppm = np.mean([r["px_per_mm"] for r in runs])
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [HEADER, "",
-             f"Measured {dt.date.today()} with `python bench/bench_calibration.py {' '.join(argv)}` on "
-             f"{platform.machine()}, {os.cpu_count()} CPU cores (load average {load:.1f}), Python "
-             f"{platform.python_version()}. Simulated table: 1920x1080 projector, 1280x720 IR camera with "
+    lines = [HEADER, "", measured_on(argv) + " Simulated table: 1920x1080 projector, 1280x720 IR camera with "
              "barrel distortion (Brown k1 in [-0.18, -0.06], k2 in [-0.02, 0.04]; the fit uses the one-parameter "
              "division model), A3 sheet, noise, illumination gradient, hand occlusion, dots marked with a "
              f"0.15 mm (1 sigma) scatter around the crosshairs. Errors in projector px against the ground truth over the whole sheet "
@@ -201,11 +204,7 @@ def paper_rows(errors: dict) -> list[str]:
 
 def paper_section(now: tuple[dict, float], before: tuple[dict, float] | None, baseline: str | None,
                   seeds: int, argv: list[str]) -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [PAPER_HEADER, "",
-             f"Measured {dt.date.today()} with `python bench/bench_calibration.py {' '.join(argv)}` on "
-             f"{platform.machine()}, {os.cpu_count()} CPU cores (load average {load:.1f}), Python "
-             f"{platform.python_version()}. `detect_paper` on 640x480 frames of the synthetic table, {seeds} seeds "
+    lines = [PAPER_HEADER, "", measured_on(argv) + " `detect_paper` on 640x480 frames of the synthetic table, {seeds} seeds "
              "per light ratio (brightest / darkest IR light across the sheet, along a random direction, times the "
              "renderer's 30 % vignetting); scenes: the blank sheet, a doodle with two strokes running off the "
              "sheet's edges, and the same with a hand and pen over a random point of the sheet. Error: the worst "

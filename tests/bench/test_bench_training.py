@@ -17,12 +17,7 @@ OTHER_TOP = "# Benchmarks\n\n## Table loop (bench/bench_table.py)\n\nlatency | 1
 OTHER_BOTTOM = "## Models (bench/bench_models.py)\n\n| model | ms |\n|---|---:|\n| psp256 | 1.0 |\n"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_restored():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tiniest_run_gives_positive_finite_rows_for_every_trainer():

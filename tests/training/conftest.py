@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from common.config import from_dict
@@ -14,12 +13,8 @@ from training.train_stylegan2 import StyleGAN2Config
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Other engineers share the two cores; one thread also keeps results bitwise reproducible.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Other engineers share the two cores; one thread also keeps results bitwise reproducible."""
 
 
 def write_ndjson(path: Path, n: int = 12, seed: int = 0) -> Path:
