@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -42,8 +41,8 @@ from calibration.fit import fit_camera_to_target  # noqa: E402
 from calibration.geometry import apply_homography  # noqa: E402
 from calibration.pendot import grid_targets, run_pen_dot  # noqa: E402
 from calibration.simulate import SimulatedProjector, SimulatedTable, Technician  # noqa: E402
-from common.atomic import atomic_write_text  # noqa: E402
 from common.logging import setup_logging  # noqa: E402
+from results_md import write_section  # noqa: E402
 from common.paths import REPO_ROOT  # noqa: E402
 from installation.synthetic import SyntheticParams, SyntheticTable, doodle, draw_polylines  # noqa: E402
 
@@ -111,29 +110,6 @@ def section(runs: list[dict], argv: list[str]) -> str:
               "the same dots with a pure homography; \"3x3 crop\" is what a runtime that crops the paper with "
               "`Calibration.cam_to_paper` (warpPerspective) instead of `cam_to_paper_maps` (cv2.remap) would get.", ""]
     return "\n".join(lines)
-
-
-def _heading_end(doc: str, start: int, max_level: int = 6) -> int:
-    """Index of the next heading of level <= max_level after `start` (len(doc) if none)."""
-    m = re.compile(r"^#{1,%d} " % max_level, re.M).search(doc, start + 1)
-    return m.start() if m else len(doc)
-
-
-def write_section(path: Path, text: str, header: str = HEADER, parent: str | None = None) -> None:
-    """Replace `header`'s text (up to the next heading of any level, so subsections stay) in RESULTS.md.
-    A missing section goes at the end of `parent`'s section (subsections included), else of the file;
-    others' sections are left as they are. Written atomically."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if header in old:
-        start = old.index(header)
-        end = _heading_end(old, start)
-    elif parent is not None and parent in old:
-        start = end = _heading_end(old, old.index(parent), max_level=parent.index(" "))
-    else:
-        start = end = len(old)
-    head = old[:start] if header in old else old[:start].rstrip("\n") + "\n\n"
-    new = head + text.rstrip("\n") + "\n\n" + old[end:]
-    atomic_write_text(path, new.rstrip("\n") + "\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,7 +232,7 @@ def main(argv=None) -> None:
     text = section(runs, argv)
     print("\n" + text)
     if args.write is not None:
-        write_section(args.write, text)
+        write_section(args.write, text, HEADER)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.loader import Bundle  # noqa: E402
+from results_md import write_section  # noqa: E402
 from models.psp import CompactEncoder, GradualStyleEncoder  # noqa: E402
 from models.stylegan2 import Generator  # noqa: E402
 
@@ -142,17 +143,6 @@ def table(rows: list[dict], device: torch.device, iters: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    from common.atomic import atomic_write_text
-
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if SECTION in old:
-        start = old.index(SECTION)
-        nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start] + (old[nxt + 1:] if nxt != -1 else "")
-    atomic_write_text(path, old.rstrip("\n") + "\n\n" + text)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=10)
@@ -169,7 +159,7 @@ def main(argv=None) -> int:
     text = table(rows, device, a.iters)
     print(text)
     if a.write:
-        write_section(a.write, text)
+        write_section(a.write, text, SECTION)
     return 0
 
 

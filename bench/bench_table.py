@@ -24,6 +24,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from results_md import write_section  # noqa: E402
+
 os.environ["SDL_VIDEODRIVER"] = "dummy"
 
 SECTION = "## Table loop (bench/bench_table.py)"
@@ -128,19 +132,6 @@ def section(s: dict, command: str) -> str:
     ])
 
 
-def write_results(path: Path, text: str) -> None:
-    from common.atomic import atomic_write_text
-
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("" if nxt < 0 else old[nxt + 1:])
-    atomic_write_text(path, new)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -157,7 +148,7 @@ def main(argv=None) -> int:
     text = section(s, command.strip())
     print(text)
     if not args.no_write:
-        write_results(args.results, text)
+        write_section(args.results, text, SECTION)
         print(f"written to {args.results}")
     return 0
 

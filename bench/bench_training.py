@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -54,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_models import machine  # noqa: E402
+from results_md import write_section  # noqa: E402
 from common.config import from_dict, to_dict  # noqa: E402
 from common.logging import setup_logging  # noqa: E402
 from training.cli import load_with_overrides  # noqa: E402
@@ -333,23 +333,6 @@ def table(rows: list[dict], device: torch.device, warmup: int, steps: int, threa
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str, section: str = SECTION) -> None:
-    """Replace `section` (its heading line up to the next '## ' heading) where it stands, or append it;
-    every other section is kept byte for byte. Written atomically."""
-    from common.atomic import atomic_write_text
-
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    body = text.rstrip("\n") + "\n"
-    m = re.search(rf"^{re.escape(section)}[ \t]*$", old, re.M)
-    if m:
-        nxt = re.search(r"^## ", old[m.end():], re.M)
-        tail = old[m.end() + nxt.start():] if nxt else ""
-        new = old[:m.start()] + body + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + body
-    atomic_write_text(path, new)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS,
@@ -391,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                  sys.argv[1:] if argv is None else argv)
     print(text)
     if a.write_results:
-        write_section(a.results, text)
+        write_section(a.results, text, SECTION)
         logger.info(f"wrote the section to {a.results}")
     return 0
 

@@ -3,6 +3,7 @@ one thread): rows with positive finite timings, and a RESULTS.md writer that tou
 from __future__ import annotations
 
 import math
+import re
 import sys
 
 import pytest
@@ -12,6 +13,7 @@ from common.paths import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 import bench_training  # noqa: E402
+import results_md  # noqa: E402
 
 OTHER_TOP = "# Benchmarks\n\n## Table loop (bench/bench_table.py)\n\nlatency | 1 ms\n\n"
 OTHER_BOTTOM = "## Models (bench/bench_models.py)\n\n| model | ms |\n|---|---:|\n| psp256 | 1.0 |\n"
@@ -46,16 +48,16 @@ def test_section_writer_replaces_only_its_own_section(tmp_path):
     old_mine = f"{bench_training.SECTION}\n\nold numbers\n\n| a |\n|---|\n| 1 |\n\n"
     path.write_text(OTHER_TOP + old_mine + OTHER_BOTTOM)
     new_mine = f"{bench_training.SECTION}\n\nnew numbers\n"
-    bench_training.write_section(path, new_mine)
+    results_md.write_section(path, new_mine, bench_training.SECTION)
     assert path.read_text() == OTHER_TOP + new_mine + "\n" + OTHER_BOTTOM       # in place, neighbours intact
-    bench_training.write_section(path, new_mine)                                  # idempotent
+    results_md.write_section(path, new_mine, bench_training.SECTION)                                  # idempotent
     assert path.read_text() == OTHER_TOP + new_mine + "\n" + OTHER_BOTTOM
     # as the last section, and absent (appended after everything else)
     path.write_text(OTHER_TOP + OTHER_BOTTOM + "\n" + old_mine)
-    bench_training.write_section(path, new_mine)
+    results_md.write_section(path, new_mine, bench_training.SECTION)
     assert path.read_text() == OTHER_TOP + OTHER_BOTTOM + "\n" + new_mine
     path.write_text(OTHER_TOP + OTHER_BOTTOM)
-    bench_training.write_section(path, new_mine)
+    results_md.write_section(path, new_mine, bench_training.SECTION)
     assert path.read_text() == OTHER_TOP + OTHER_BOTTOM + "\n" + new_mine
 
 
@@ -63,8 +65,8 @@ def test_cli_writes_its_section_into_a_copy_of_the_real_results(tmp_path, monkey
     monkeypatch.setattr(bench_training, "setup_logging", lambda *a, **k: None)   # keep the session's sinks
     real = REPO_ROOT / "bench" / "RESULTS.md"
     original = real.read_text() if real.is_file() else OTHER_TOP + OTHER_BOTTOM
-    original = bench_training.re.sub(  # without any training section, as before the first --write-results
-        rf"(?ms)^{bench_training.re.escape(bench_training.SECTION)}$.*?(?=^## |\Z)", "", original)
+    original = re.sub(  # without any training section, as before the first --write-results
+        rf"(?ms)^{re.escape(bench_training.SECTION)}$.*?(?=^## |\Z)", "", original)
     path = tmp_path / "RESULTS.md"
     path.write_text(original)
     assert bench_training.main(["--trainers", "joint", "--sizes", "32", "--batch", "4", "--warmup", "1",
