@@ -54,6 +54,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_savez(path: str | Path, **arrays: Any) -> Path:
+    """np.savez into memory first, then one atomic write (np.savez itself writes in place)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def dated_backup(path: str | Path, now: _dt.datetime | None = None) -> Path | None:
     """Copy an existing file to `<stem>.<YYYYmmdd-HHMMSS>.bak<suffix>` beside it; None if absent."""
     path = Path(path)

@@ -11,7 +11,6 @@ compare (the tensor and NRSfM methods use their own units, named in their help).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from loguru import logger
 
-from common.atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
+from common.atomic import atomic_savez, atomic_torch_save, atomic_write_text
 from common.logging import setup_logging
 from editing import attributes, ganspace, interfacegan, nrsfm, resefa, sefa, tensor_model
 from editing.grid import save_grid
@@ -102,9 +101,7 @@ def _projection_stds(w: np.ndarray, directions: np.ndarray) -> np.ndarray:
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_savez(path, **arrays)
     logger.info(f"wrote {path}")
 
 

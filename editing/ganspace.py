@@ -6,7 +6,6 @@ w by sigma standard deviations of one component, and applying it only to a range
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 from loguru import logger
 from sklearn.decomposition import PCA, IncrementalPCA
 
-from common.atomic import atomic_write_bytes
+from common.atomic import atomic_savez
 from editing.linalg import as_matrix, orient_rows
 
 __all__ = ["GanspaceModel", "fit", "fit_model", "edit"]
@@ -29,12 +28,9 @@ class GanspaceModel:
 
     def save(self, path: str | Path, **extra) -> Path:
         """Write an .npz (components, stds, mean, explained_variance_ratio, plus `extra` arrays)."""
-        buf = io.BytesIO()
-        np.savez(buf, components=self.components.astype(np.float32), stds=self.stds.astype(np.float32),
-                 mean=self.mean.astype(np.float32),
-                 explained_variance_ratio=self.explained_variance_ratio.astype(np.float32),
-                 **{k: np.asarray(v) for k, v in extra.items()})
-        return atomic_write_bytes(path, buf.getvalue())
+        return atomic_savez(path, components=self.components.astype(np.float32), stds=self.stds.astype(np.float32),
+                            mean=self.mean.astype(np.float32),
+                            explained_variance_ratio=self.explained_variance_ratio.astype(np.float32), **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> "GanspaceModel":

@@ -24,7 +24,6 @@ mode Jacobian), and the gradient edit min_w ||phi(w) - q*||^2 + lambda D(G(w), G
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from torch import nn
 from torch.func import jacfwd
 from tqdm import tqdm
 
-from common.atomic import atomic_write_bytes
+from common.atomic import atomic_savez
 
 __all__ = ["SparseModel", "FitResult", "param_names", "rotation_matrix", "euler_from_rotation", "fit_sparse_model",
            "fit_params", "LatentRegressor", "train_regressor", "linear_edit", "gradient_edit"]
@@ -126,10 +125,8 @@ class SparseModel:
         return out[0] if single else out
 
     def save(self, path: str | Path, **extra) -> Path:
-        buf = io.BytesIO()
-        np.savez(buf, B0=self.B0, D=self.D, b=self.b, param_names=np.array(param_names(self.n_basis)),
-                 **{k: np.asarray(v) for k, v in extra.items()})
-        return atomic_write_bytes(path, buf.getvalue())
+        return atomic_savez(path, B0=self.B0, D=self.D, b=self.b, param_names=np.array(param_names(self.n_basis)),
+                            **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> "SparseModel":

@@ -8,7 +8,7 @@ the uninterrupted run would have seen, whatever the number of loader workers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -34,6 +34,10 @@ class PenConfig:
     pressure: float = 0.15                        # per-stroke relative width jitter (pen pressure)
     margin: float = 0.08                          # blank border, fraction of the side
     supersample: int = 4                          # draw at 4x and area-downsample: smooth, pen-like edges
+
+    def scaled_to(self, size: int) -> "PenConfig":
+        """The same pen for a drawing of `size` px: widths are given for PEN_REFERENCE_SIDE."""
+        return replace(self, width=tuple(w * size / PEN_REFERENCE_SIDE for w in self.width))
 
     def __post_init__(self):
         if not (0 < self.width[0] <= self.width[1]):

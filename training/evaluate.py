@@ -26,7 +26,7 @@ import models
 from common.config import from_dict
 from common.logging import setup_logging
 from installation.vision import binarize_sketch
-from training.data import PEN_REFERENCE_SIDE, PenConfig, QuickDrawDataset, render_strokes
+from training.data import PenConfig, QuickDrawDataset, render_strokes
 from training.grids import save_columns
 from training.make_sketch_pairs import SketchPipeline, SketchPipelineConfig, sample_wplus, synthesize, to_gray_uint8
 from training.metrics import SketchFidelity, pixel_l2, summarize
@@ -50,10 +50,8 @@ def synthetic_set(bundle: models.Bundle, pipeline: SketchPipeline, n: int, seed:
 
 def quickdraw_set(bundle: models.Bundle, cfg: SketchPipelineConfig, source: str, holdout: int):
     ds = QuickDrawDataset(source, bundle.output_size, 1, holdout_per_category=holdout, split="holdout")
-    pen = PenConfig()
-    # the collection pen is given for a 64 px drawing: every model size gets the same relative line
-    width = float(np.mean(pen.width)) * bundle.output_size / PEN_REFERENCE_SIDE
-    dark = float(np.mean(pen.darkness))
+    pen = PenConfig().scaled_to(bundle.output_size)    # every model size gets the same relative line
+    width, dark = float(np.mean(pen.width)), float(np.mean(pen.darkness))
     sketches, targets = [], []
     for d in ds.drawings:
         paper = render_strokes(d["drawing"], cfg.work_size, width * cfg.work_size / bundle.output_size, dark,

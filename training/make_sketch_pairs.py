@@ -13,7 +13,6 @@ Finished shards are kept, so an interrupted run continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from loguru import logger
 from tqdm import tqdm
 
 import models
-from common.atomic import atomic_write_bytes
+from common.atomic import atomic_savez
 from common.logging import setup_logging
 from installation.vision import binarize_sketch
 from training.cli import add_config_args, load_with_overrides
@@ -129,12 +128,6 @@ def synthesize(bundle: models.Bundle, wplus: torch.Tensor, batch: int = 32) -> t
         return torch.cat([bundle.synthesize(w.to(bundle.device)).float().cpu() for w in wplus.split(batch)])
 
 
-def save_npz(path: Path, **arrays: np.ndarray) -> Path:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def make_pairs(cfg: SketchPairsConfig) -> list[Path]:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -159,7 +152,7 @@ def make_pairs(cfg: SketchPairsConfig) -> list[Path]:
         gray = to_gray_uint8(images)
         pencil, simplified, sketch = pipeline(gray)
         image_u8 = ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        save_npz(path, sketch=(sketch * 255).astype(np.uint8), image=image_u8, wplus=wplus.numpy())
+        atomic_savez(path, sketch=(sketch * 255).astype(np.uint8), image=image_u8, wplus=wplus.numpy())
         if k == 0:
             write_preview(out / "preview.png", gray[:8], pencil[:8], simplified[:8], sketch[:8], cfg.pipeline)
     return paths

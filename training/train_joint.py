@@ -36,7 +36,7 @@ from common.atomic import atomic_torch_save
 from common.logging import setup_logging
 from installation.vision import binarize_sketch
 from models.psp import CompactEncoder
-from training.data import PEN_REFERENCE_SIDE, PenConfig, QuickDrawDataset, render_strokes
+from training.data import PenConfig, QuickDrawDataset, render_strokes
 from training.grids import save_columns
 
 
@@ -193,10 +193,8 @@ def main(argv=None) -> int:
         new = init_encoder(e, models.load(a.init_encoder, device="cpu").encoder.state_dict())
         logger.info(f"encoder initialised from {a.init_encoder}; {len(new)} tensors new: {new}")
     opt = make_optimizer(e, g, a.lr, a.g_lr)
-    default_pen = PenConfig()
-    pen = PenConfig(width=tuple(w * g.size / PEN_REFERENCE_SIDE for w in default_pen.width))
-    drawings = QuickDrawDataset(a.data, g.size, 1, pen=pen, holdout_per_category=a.holdout, xflip=True,
-                                seed=a.seed)
+    drawings = QuickDrawDataset(a.data, g.size, 1, pen=PenConfig().scaled_to(g.size), holdout_per_category=a.holdout,
+                                xflip=True, seed=a.seed)
     ds = SketchDrawingPairs(drawings, a.sketch_size)
     state_path = a.out / "state.pt"
     step = 0

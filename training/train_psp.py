@@ -273,7 +273,7 @@ class PSPTrainer:
         cfg = self.cfg
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
         keys = iter(EpochSampler(self.n_train, cfg.seed, self.step * cfg.batch))
-        history, t0, saved_at = [], time.monotonic(), self.step
+        history, t0 = [], time.monotonic()
         bar = tqdm(total=end, initial=self.step, unit="step", dynamic_ncols=True)
         while self.step < end:
             idx = np.array([next(keys)[0] for _ in range(cfg.batch)])
@@ -289,13 +289,10 @@ class PSPTrainer:
                     f"{k}={v:.4f}" for k, v in self.validate().items()))
             if self.step % cfg.snapshot_every == 0 or self.step == end or timeout:
                 self.save()
-                saved_at = self.step
             if timeout:
                 logger.info(f"max_minutes={cfg.max_minutes} reached at step {self.step}; stopping")
                 break
         bar.close()
-        if saved_at != self.step:
-            self.save()
         return history
 
 

@@ -342,7 +342,7 @@ class StyleGAN2Trainer:
         loader = make_loader(self.dataset, cfg.batch, cfg.seed, self.step * cfg.batch, self.dist.rank,
                              self.dist.world, cfg.num_workers)
         writer = self._tensorboard()
-        history, t0, saved_at = [], time.monotonic(), self.step
+        history, t0 = [], time.monotonic()
         bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, unit="step", dynamic_ncols=True)
         while self.step < end:
             logs = self.train_step(to_tensor(next(loader)).to(self.device))
@@ -363,13 +363,10 @@ class StyleGAN2Trainer:
                 self.save_samples()
             if self._crossed(cfg.snapshot_kimg) or self.step == end or timeout:
                 self.save()
-                saved_at = self.step
             if timeout:
                 logger.info(f"max_minutes={cfg.max_minutes} reached at step {self.step}; stopping")
                 break
         bar.close()
-        if saved_at != self.step:
-            self.save()
         if writer is not None:
             writer.close()
         return history
