@@ -54,3 +54,17 @@ def load_latest(directory: str | Path) -> tuple[Path, dict] | None:
         except models.CheckpointError as e:
             logger.warning(f"skipping unreadable checkpoint: {e}")
     return None
+
+
+def find_resume(resume: str, directory: str | Path) -> tuple[Path, dict] | None:
+    """What a trainer's `--resume` names: 'none' -> None; 'auto' -> the newest loadable checkpoint in
+    `directory` after clearing half-written ones (None if there is none); anything else -> that file."""
+    if resume == "none":
+        return None
+    if resume == "auto":
+        remove_stale_temporaries(directory)
+        found = load_latest(directory)
+        if found is None:
+            logger.info(f"no checkpoint in {directory}: starting from scratch")
+        return found
+    return Path(resume), models.read_checkpoint(resume)

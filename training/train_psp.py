@@ -251,16 +251,10 @@ class PSPTrainer:
                            half=half)
 
     def resume(self, resume: str) -> None:
-        if resume == "none":
+        found = ckpt_io.find_resume(resume, self.ckpt_dir)
+        if found is None:
             return
-        if resume == "auto":
-            ckpt_io.remove_stale_temporaries(self.ckpt_dir)
-            found = ckpt_io.load_latest(self.ckpt_dir)
-            if found is None:
-                return
-            path, state = found
-        else:
-            path, state = Path(resume), models.read_checkpoint(resume)
+        path, state = found
         enc_sd = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
         self.net.encoder.load_state_dict(enc_sd)
         self.optim.load_state_dict(state["optimizer"])

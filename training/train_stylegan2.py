@@ -227,19 +227,10 @@ class StyleGAN2Trainer:
 
     def resume(self, resume: str) -> None:
         """resume = 'auto' (newest loadable checkpoint in out_dir, if any), 'none', or a path."""
-        if resume == "none":
+        found = ckpt_io.find_resume(resume, self.ckpt_dir)
+        if found is None:
             return
-        if resume == "auto":
-            ckpt_io.remove_stale_temporaries(self.ckpt_dir)
-            found = ckpt_io.load_latest(self.ckpt_dir)
-            if found is None:
-                logger.info(f"no checkpoint in {self.ckpt_dir}: starting from scratch")
-                return
-            path, state = found
-        else:
-            import models
-
-            path, state = Path(resume), models.read_checkpoint(resume)
+        path, state = found
         self.load_state(state, str(path))
         logger.info(f"resumed from {path} at step {self.step} ({self.kimg():.2f} kimg)")
 
